@@ -72,7 +72,7 @@ class DetectionSet:
         pct = np.percentile(sizes, [5, 50, 95]) if len(sizes) else [np.nan] * 3
         return {"dataset": self.name, "images": len(self), "boxes": self.num_boxes, "classes": len(self.names),
                 "box_px_p5": float(pct[0]), "box_px_p50": float(pct[1]), "box_px_p95": float(pct[2]),
-                "skipped": int(sum(self.warnings.values())),
+                "warned": int(sum(self.warnings.values())),  # skipped or clipped, by reason below
                 "warnings": "; ".join(f"{k}: {v}" for k, v in sorted(self.warnings.items()))}
 
     def assert_same(self, other: "DetectionSet", atol: float = 1e-6) -> None:
