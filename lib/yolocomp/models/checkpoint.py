@@ -1,0 +1,52 @@
+"""PyTorch checkpoints of a :class:`~yolocomp.models.darknet.Darknet`: state_dict + the cfg text that rebuilds the
+(possibly pruned) graph + caller metadata, in one file loadable with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import CfgError, WeightsError
+from .darknet import Darknet
+from .parse import parse_cfg
+
+_FORMAT = "yolocomp-darknet-checkpoint/1"
+
+
+def save_checkpoint(model: Darknet, path: str | Path, **metadata) -> None:
+    """Save ``model`` atomically.  ``metadata`` values must be plain Python/tensor values (weights_only loading)."""
+    path = Path(path)
+    obj = {"format": _FORMAT, "cfg": model.to_cfg(), "state_dict": model.state_dict(), "metadata": metadata}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Darknet, dict]:
+    """Rebuild the model from the stored cfg and load its state_dict.  Returns (model in eval mode, metadata)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise WeightsError(str(path), f"cannot load checkpoint: {e}") from None
+    if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
+        raise WeightsError(str(path), f"not a yolocomp checkpoint (expected format {_FORMAT!r})")
+    try:
+        model = Darknet(parse_cfg(obj["cfg"], f"{path}[cfg]"))
+    except CfgError as e:
+        raise WeightsError(str(path), f"stored cfg does not build: {e}") from None
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as e:
+        raise WeightsError(str(path), f"state_dict does not match the stored cfg: {e}") from None
+    return model.eval(), obj["metadata"]
