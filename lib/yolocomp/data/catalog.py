@@ -103,3 +103,19 @@ _ENTRIES = [
 for _name, _k, _src, _native, _cmd, _seeds in _ENTRIES:
     DATASETS.register(_name, CatalogEntry(_name, _k, _src, _native, _cmd.replace("{}", _name)),
                       classes=_k, source=_src, seeds=_seeds)
+
+
+def markdown_table() -> str:
+    """The catalogue as a markdown table (dataset, classes, seeds, source, converter command)."""
+    lines = ["| dataset | classes | used by | source | converter |", "|---|---|---|---|---|"]
+    for e in DATASETS:
+        c = e.obj
+        lines.append(f"| `{c.name}` | {c.classes} | {', '.join(e.meta['seeds'])} | {c.source} | `{c.command}` |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for e in DATASETS:
+        c = e.obj
+        print(f"== {c.name} ({c.classes} classes; {', '.join(e.meta['seeds'])})\n  source: {c.source}\n"
+              f"  native layout: {c.native}\n  convert: {c.command}\n")
