@@ -96,14 +96,16 @@ class ChannelAttention(DarknetLayer):
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
+        # pooling modules (not x.mean/x.amax) so that MAC counters see them, as they saw the seed's block
+        self.avg, self.max = nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d(1)
         self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
         self.relu = nn.ReLU()
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = self.fc2(self.relu(self.fc1(x.mean((2, 3), keepdim=True))))
-        mx = self.fc2(self.relu(self.fc1(x.amax((2, 3), keepdim=True))))
+        avg = self.fc2(self.relu(self.fc1(self.avg(x))))
+        mx = self.fc2(self.relu(self.fc1(self.max(x))))
         return x * torch.sigmoid(avg + mx)
 
     def cfg_options(self) -> list[tuple[str, str]]:
@@ -170,11 +172,12 @@ class ECALayer(DarknetLayer):
 
     def __init__(self, channels: int, k: int):
         super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.conv(x.mean((2, 3))[:, None, :])[:, 0]
+        s = self.conv(self.pool(x).flatten(1)[:, None, :])[:, 0]
         return x * torch.sigmoid(s)[:, :, None, None]
 
     def cfg_options(self) -> list[tuple[str, str]]:
