@@ -66,3 +66,15 @@ def class_and_size_histograms(sets: dict[str, DetectionSet]):
     b.set_title("box sizes (grey: 8-16 px, VisDrone-like tiny)")
     fig.tight_layout()
     return fig
+
+
+def params_vs_macs(df: pd.DataFrame, x: str = "macs_conv", y: str = "params", hue: str = "origin"):
+    """Scatter of ``y`` against ``x`` (log-log), one labelled point per model (rows of ``df``; first row per model)."""
+    d = df.drop_duplicates("model")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.scatterplot(data=d, x=x, y=y, hue=hue, s=50, ax=ax)
+    for _, r in d.iterrows():
+        ax.annotate(r["model"], (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xscale="log", yscale="log", xlabel=f"{x} per image", ylabel=y)
+    fig.tight_layout()
+    return fig
