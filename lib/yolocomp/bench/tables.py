@@ -17,30 +17,38 @@ from .cost import cost_row, count_params, macs_seed, storage_mib, weights_floats
 from .latency import measure_latency
 
 
-def zoo_costs(names: list[str] | None = None, img_sizes: tuple[int, ...] = (416,), latency: dict | None = None,
-              devices: tuple[str, ...] = ("cpu",)) -> pd.DataFrame:
-    """One row per (model, img_size, device): params, macs_conv / macs_thop / macs_seed, storage_mib and, unless
-    ``latency`` is None, the median latency at batch 1 measured with ``measure_latency(**latency)`` on the device.
+def zoo_costs(names: list[str] | None = None, img_sizes: tuple[int, ...] = (416,)) -> pd.DataFrame:
+    """One row per (model, img_size): params, macs_conv / macs_thop / macs_seed and storage_mib.
 
-    Models are built at their registry class count (the one their headline published figures use). Devices that
-    are not present (``cuda`` without a GPU) are left out.
+    Models are built at their registry class count (the one their headline published figures use).
     """
+    rows = []
+    for name in tqdm(list(names or MODELS.names()), desc="cost", leave=False):
+        model = zoo.build(name)
+        for s in img_sizes:
+            rows.append({"model": name, "img_size": s, "classes": model.classes,
+                         "origin": MODELS.entry(name).meta["origin"], **cost_row(model, s)})
+    return pd.DataFrame(rows)
+
+
+def zoo_timing(names: list[str] | None = None, img_sizes: tuple[int, ...] = (416,),
+               devices: tuple[str, ...] = ("cpu",), batch: int = 1, **latency) -> pd.DataFrame:
+    """One row per (model, img_size, device): median latency at ``batch`` (``measure_latency(**latency)``), with
+    the 10th/90th percentiles, device name, threads and precision. Devices that are not present (``cuda``
+    without a GPU) are left out. Kept apart from :func:`zoo_costs` because timings are measurements of this
+    machine, not reproducible bytes."""
     import torch
 
     devices = [d for d in devices if d == "cpu" or (d.startswith("cuda") and torch.cuda.is_available())]
     rows = []
-    names = list(names or MODELS.names())
-    for name in tqdm(names, desc="zoo", leave=False):
+    for name in tqdm(list(names or MODELS.names()), desc="latency", leave=False):
         model = zoo.build(name)
         for s in img_sizes:
-            cost = {"model": name, "img_size": s, "classes": model.classes,
-                    "origin": MODELS.entry(name).meta["origin"], **cost_row(model, s)}
-            if latency is None:
-                rows.append(cost)
-            for device in devices if latency is not None else ():
-                lat = measure_latency(model, s, batch=1, device=device, **latency)
-                rows.append({**cost, "latency_ms": lat["latency_ms"], "device": lat["device_name"], "batch": 1,
-                             "threads": lat["threads"], "precision": lat["precision"]})
+            for device in devices:
+                lat = measure_latency(model, s, batch=batch, device=device, **latency)
+                rows.append({"model": name, "img_size": s, "device": lat["device_name"], "batch": batch,
+                             "latency_ms": lat["latency_ms"], "p10_ms": lat["p10_ms"], "p90_ms": lat["p90_ms"],
+                             "threads": lat["threads"], "precision": lat["precision"], "iters": lat["iters"]})
     return pd.DataFrame(rows)
 
 
