@@ -243,3 +243,22 @@ def test_concurrent_requests_build_once(env):
     for t in threads:
         t.join()
     assert len(calls) == 1 and len(set(got)) == 1 and len(got) == 3
+
+
+def test_resumable_artefact_keeps_what_a_killed_build_left(env):
+    calls = []
+
+    def killed(folder):
+        (folder / "last.pt").write_text("epoch 1")
+        raise KeyboardInterrupt
+
+    def resumed(folder):
+        calls.append((folder / "last.pt").read_text())
+        (folder / "best.pt").write_text("done")
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.artefact("train", {"a": 1}, killed, resumable=True)
+    assert cache.lookup("train", {"a": 1}) is None
+    out = cache.artefact("train", {"a": 1}, resumed, resumable=True)
+    assert calls == ["epoch 1"] and (out / "best.pt").read_text() == "done"
+    assert cache.lookup("train", {"a": 1}) == out

@@ -63,11 +63,14 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def artefact(kind: str, config: dict, build: Callable[[Path], None]) -> Path:
-    """The artefact folder for ``(kind, config)``, calling ``build(folder)`` to fill a fresh folder first if
-    it is not cached. ``config`` must hold every input that changes the result (it is hashed as canonical
-    JSON and stored in the folder as ``.config.json``). ``build`` writes files into the folder it is given;
-    an exception (or a kill) leaves nothing behind that counts as built.
+def artefact(kind: str, config: dict, build: Callable[[Path], None], resumable: bool = False) -> Path:
+    """The artefact folder for ``(kind, config)``, calling ``build(folder)`` to fill it first if it is not cached.
+
+    ``config`` must hold every input that changes the result (it is hashed as canonical JSON and stored in the
+    folder as ``.config.json``). By default ``build`` writes into a fresh temp folder that is renamed into place
+    when it returns, so an exception or a kill leaves nothing that counts as built. With ``resumable`` (long
+    trainings) ``build`` gets the final folder itself, with whatever a killed earlier build left there, and must
+    continue from it (e.g. ``train(..., resume=True)``); the folder only counts as built once ``build`` returns.
     """
     final = artefact_dir(kind, config)
     if (final / MARKER).is_file():
@@ -78,6 +81,12 @@ def artefact(kind: str, config: dict, build: Callable[[Path], None]) -> Path:
         # Leftovers of killed builds: holding the lock means nobody else is writing them.
         for stale in final.parent.glob(f".{final.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        if resumable:
+            final.mkdir(parents=True, exist_ok=True)
+            build(final)
+            (final / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+            (final / MARKER).write_text("")
+            return final
         if final.exists():
             shutil.rmtree(final)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")

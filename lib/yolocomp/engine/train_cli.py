@@ -1,0 +1,86 @@
+"""``python -m yolocomp train``: command-line front end of :func:`yolocomp.engine.trainer.train` (flag names as the
+seed repositories spell them).  Under ``torchrun`` it trains data-parallel (see :mod:`yolocomp.engine.distributed`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m yolocomp train", description=__doc__)
+    ap.add_argument("--cfg", required=True, help="Darknet cfg file")
+    ap.add_argument("--data", required=True, help="darknet .data file (train/valid/names/classes)")
+    ap.add_argument("--weights", help=".weights (full or *.conv.N backbone) or .pt to start from")
+    ap.add_argument("--img-size", type=int, default=416, help="train/test size, a multiple of 32 (default 416)")
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=16, help="per process; global = this x world size")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torchrun: cuda -> cuda:LOCAL_RANK)")
+    ap.add_argument("--hyp", default="default", help="hyp preset: default, uly-v8, spurs, tan, andrey, uly-v9")
+    ap.add_argument("--hyp-set", nargs="*", default=[], metavar="NAME=VALUE", help="override hyp fields")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--adam", action="store_true", help="Adam instead of SGD (hyp optimizer=adam)")
+    ap.add_argument("--multi-scale", action="store_true", help="random size per optimizer step (ULY rule)")
+    ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (CUDA only)")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    ap.add_argument("--out", type=Path, required=True, help="output directory (last.pt, best.pt, results.csv)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (0: last epoch only)")
+    ap.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def _overrides(items: list[str], ap: argparse.ArgumentParser) -> dict:
+    import dataclasses
+
+    from .hyp import Hyp
+
+    types = {f.name: f.type for f in dataclasses.fields(Hyp)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--hyp-set takes NAME=VALUE, got {item!r}")
+        t = types.get(name, "str")
+        if "tuple" in str(t):
+            out[name] = tuple(float(v) for v in value.split(",") if v)
+        elif "bool" in str(t):
+            out[name] = value.lower() in ("1", "true", "yes")
+        elif "int" in str(t) and value.lower() == "none":
+            out[name] = None
+        elif str(t).startswith("int"):
+            out[name] = int(value)
+        elif "float" in str(t):
+            out[name] = float(value)
+        else:
+            out[name] = value
+    return out
+
+
+def cli_train(argv: list[str] | None = None):
+    """Parse ``argv`` and train; prints the final metrics on rank 0.  Returns the TrainResult."""
+    from . import distributed as ddp
+    from .hyp import hyp
+    from .trainer import train
+
+    ap = parser()
+    a = ap.parse_args(argv)
+    overrides = _overrides(a.hyp_set, ap)
+    if a.adam:
+        overrides["optimizer"] = "adam"
+    # on resume the checkpoint's hyp wins unless the user set one explicitly
+    h = None if a.resume and a.hyp == "default" and not overrides else hyp(a.hyp, **overrides)
+    try:
+        result = train(a.cfg, a.data, a.epochs, a.batch_size, a.img_size, a.out, weights=a.weights,
+                       device=a.device, hyp=h, seed=a.seed, resume=a.resume, eval_every=a.eval_every,
+                       amp=False if a.no_amp else None, multi_scale=a.multi_scale, sync_bn=a.sync_bn,
+                       workers=a.workers, progress=not a.quiet)
+        if int(os.environ.get("RANK", "0")) == 0:
+            m = result.metrics
+            print(f"done: last={result.last} best={result.best} ap50={m.get('ap50', float('nan')):.4f} "
+                  f"ap={m.get('ap', float('nan')):.4f}")
+    finally:
+        ddp.cleanup()
+    return result
