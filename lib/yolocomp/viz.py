@@ -78,3 +78,15 @@ def params_vs_macs(df: pd.DataFrame, x: str = "macs_conv", y: str = "params", hu
     ax.set(xscale="log", yscale="log", xlabel=f"{x} per image", ylabel=y)
     fig.tight_layout()
     return fig
+
+
+def training_curves(history: pd.DataFrame, metrics: tuple[str, ...] = ("total", "ap50")):
+    """Per-epoch curves of the trainer's ``results.csv`` rows (columns epoch, model, seed and ``metrics``):
+    one panel per metric, one line per model (mean over seeds, band = min..max)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.5), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        d = history.dropna(subset=[m])
+        sns.lineplot(data=d, x="epoch", y=m, hue="model", errorbar=("pi", 100), ax=ax)
+        ax.set_title(m)
+    fig.tight_layout()
+    return fig
