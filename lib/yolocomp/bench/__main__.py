@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from ..fileio import atomic_write
 from ..models import zoo
 from ..paths import results_dir
 from ..registry import MODELS
@@ -42,11 +41,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     print(df.to_string(index=False))
     out = a.out or results_dir() / "bench" / f"bench_{a.device.replace(':', '')}_{df.img_size.iloc[0]}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        df.to_csv(fh, index=False)
-    os.replace(tmp, out)
+    atomic_write(out, df.to_csv(index=False))
     print(f"wrote {out}")
     return df
 

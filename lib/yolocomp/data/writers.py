@@ -14,16 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from yolocomp.data.canonical import DetectionSet
+from yolocomp.fileio import atomic_write
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` to ``path`` atomically (see :func:`yolocomp.fileio.atomic_write`)."""
+    return atomic_write(path, text)
 
 
 def write_yolo_labels(ds: DetectionSet, labels_dir: Path) -> Path:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import pickle
 import random
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from .. import seed as seeding
 from ..data.dataset import DetectionDataset, collate
 from ..data.yolo_txt import read_yolo
 from ..errors import InputError, WeightsError
+from ..fileio import atomic_torch_save, atomic_write
 from ..models.checkpoint import _FORMAT
 from ..models.darknet import Darknet
 from ..models.weights_io import load_darknet_weights
@@ -211,10 +210,10 @@ def train(cfg: str | Path | nn.Module, data: str | Path, epochs: int, batch_size
         cbs.fire("on_epoch_end", state, row)
         if info.is_main:
             ck = _checkpoint(state, history, metrics)
-            _atomic_save(ck, last_pt)
+            atomic_torch_save(ck, last_pt)
             if improved:
-                _atomic_save(ck, best_pt)
-            _atomic_write_text(out_dir / "results.csv", pd.DataFrame(history).to_csv(index=False))
+                atomic_torch_save(ck, best_pt)
+            atomic_write(out_dir / "results.csv", pd.DataFrame(history).to_csv(index=False))
             if writer is not None:
                 for k, v in row.items():
                     if k != "epoch" and isinstance(v, float) and not math.isnan(v):
@@ -411,26 +410,3 @@ def _tensorboard(out_dir: Path):
     except ImportError:
         return None
     return SummaryWriter(str(out_dir / "tensorboard"))
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import CfgError, WeightsError
+from ..fileio import atomic_torch_save
 from .darknet import Darknet
 from .parse import parse_cfg
 
@@ -21,15 +20,7 @@ def save_checkpoint(model: Darknet, path: str | Path, **metadata) -> None:
     """Save ``model`` atomically.  ``metadata`` values must be plain Python/tensor values (weights_only loading)."""
     path = Path(path)
     obj = {"format": _FORMAT, "cfg": model.to_cfg(), "state_dict": model.state_dict(), "metadata": metadata}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_torch_save(obj, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Darknet, dict]:

@@ -8,8 +8,6 @@ weights).  We write version 0.2.5 (20-byte header), as DK and the seed repositor
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from ..fileio import atomic_write
 
 _VERSION = (0, 2, 5)
 
@@ -107,17 +106,5 @@ def save_darknet_weights(model: nn.Module, path: str | Path, cutoff: int | None 
         for t in layer.darknet_tensors():
             parts.append(t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes())
     blob = b"".join(parts)
-    _atomic_write(path, blob)
+    atomic_write(path, blob)
     return len(blob)
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

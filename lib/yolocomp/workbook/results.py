@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from yolocomp.errors import ParameterError
+from yolocomp.fileio import atomic_write
 from yolocomp.paths import repo_root, results_dir
 from yolocomp.workbook.params import current_run
 
@@ -121,21 +121,6 @@ def to_csv_bytes(df: pd.DataFrame, keys: list[str] | None = None) -> bytes:
     _refuse_unstable(df)
     text = _ordered(df, keys).to_csv(index=False, float_format=FLOAT_FORMAT, na_rep="", lineterminator="\n")
     return text.encode("utf-8")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _git() -> dict[str, object]:

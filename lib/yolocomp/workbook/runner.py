@@ -24,10 +24,11 @@ import yaml
 from tqdm import tqdm
 
 from yolocomp.errors import ParameterError
+from yolocomp.fileio import atomic_write
 from yolocomp.paths import package_dir, repo_root, results_dir
 from yolocomp.workbook.notebooks import bands, discover, select
 from yolocomp.workbook.params import notebook_path, resolve
-from yolocomp.workbook.results import atomic_write, results_root
+from yolocomp.workbook.results import results_root
 
 # Environment variables that move the library's folders; passed on to printed commands so that they
 # reproduce the run.

@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from yolocomp.data.canonical import DetectionSet
 from yolocomp.errors import DataError
+from yolocomp.fileio import atomic_write
 
 DATA_KEYS = {"train": "train", "val": "valid", "test": "test"}
 
@@ -37,11 +37,11 @@ def write_converted(name: str, splits: dict[str, DetectionSet], out: Path) -> Pa
         if ds.names != names:
             raise ValueError(f"{split} split has other class names than the first split")
         _write_split(ds, split, out)
-    _atomic_write(out / f"{name}.names", "".join(f"{n}\n" for n in names))
+    atomic_write(out / f"{name}.names", "".join(f"{n}\n" for n in names))
     lines = [f"classes = {len(names)}"]
     lines += [f"{DATA_KEYS[s]} = {s}.txt" for s in ("train", "val", "test") if s in splits]
     lines += [f"names = {name}.names", "backup = backup/"]
-    _atomic_write(data, "\n".join(lines) + "\n")
+    atomic_write(data, "\n".join(lines) + "\n")
     return data
 
 
@@ -67,12 +67,12 @@ def _write_split(ds: DetectionSet, split: str, out: Path) -> None:
             if not d:
                 rows.append(f"{c} {(x1 + x2) / 2 / r.width:.10g} {(y1 + y2) / 2 / r.height:.10g} "
                             f"{(x2 - x1) / r.width:.10g} {(y2 - y1) / r.height:.10g}\n")
-        _atomic_write(lbl_dir / f"{stem}.txt", "".join(rows))
+        atomic_write(lbl_dir / f"{stem}.txt", "".join(rows))
         coco_images.append({"id": r.image_id, "file_name": r.file.name, "width": r.width, "height": r.height})
     cats = [{"id": ds.category_ids[i] if ds.category_ids else i + 1, "name": n} for i, n in enumerate(ds.names)]
     doc = {"images": coco_images, "annotations": coco_anns, "categories": cats}
-    _atomic_write(out / "annotations" / f"instances_{split}.json", json.dumps(doc, separators=(",", ":")))
-    _atomic_write(out / f"{split}.txt", "".join(listing))
+    atomic_write(out / "annotations" / f"instances_{split}.json", json.dumps(doc, separators=(",", ":")))
+    atomic_write(out / f"{split}.txt", "".join(listing))
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -85,19 +85,6 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 
