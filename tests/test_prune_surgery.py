@@ -11,8 +11,9 @@ from yolocomp.models import Darknet, load_checkpoint, zoo
 from yolocomp.prune import select, surgery
 from yolocomp.prune.export import save_pruned
 from yolocomp.prune.graph import analyze
+from yolocomp.registry import PRUNERS
 
-STRATEGIES = ("normal", "regular", "shortcut", "slim")
+STRATEGIES = PRUNERS.names(kind="channel")
 FAST = ("yolov3-tiny", "yolov4-tiny", "yolov3tiny-mobilenetv3-small")
 BIG = ("yolo-nano", "yolov3-mobilenetv3", "yolov3", "yolov3-spp", "yolov4", "yolov3-ghostnet")
 X = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -124,7 +125,7 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def check_compact_equals_keep_size(name: str, strategy: str) -> None:
     m = zoo_model(name)
     g = analyze(m)
-    masks = getattr(select, strategy)(m, g, 0.3)
+    masks = PRUNERS.get(strategy)(m, g, 0.3)
     n_removed = sum(int((~v).sum()) for v in masks.values())
     if (name, strategy) == ("yolo-nano", "regular"):
         assert n_removed == 0          # its one prunable conv has 12 channels: 30 % rounds back up to all 12

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..models.darknet import Darknet
+from ..registry import PRUNERS
 from .graph import PruneGraph
 
 Masks = dict[int, torch.Tensor]
@@ -124,3 +125,8 @@ def slim(model: Darknet, graph: PruneGraph, percent: float, layer_keep: float = 
         for i in group:
             masks[i] = merged.clone()
     return masks
+
+
+for _name, _fn, _seeds in (("normal", normal, "TAN, SPURS, HALO"), ("regular", regular, "SPURS"),
+                           ("shortcut", shortcut, "TAN, SPURS"), ("slim", slim, "TAN, SPURS")):
+    PRUNERS.register(_name, _fn, kind="channel", seeds=_seeds)
