@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-
 from yolocomp.data.catalog import markdown_table
 from yolocomp.paths import repo_root
 from yolocomp.workbook.notebooks import discover

@@ -13,7 +13,6 @@ import time
 import pandas as pd
 import papermill as pm
 import pytest
-
 from yolocomp.workbook.notebooks import discover
 from yolocomp.workbook.params import notebook_path
 from yolocomp.workbook.results import COLUMNS

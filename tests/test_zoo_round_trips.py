@@ -6,9 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
-from yolocomp.models import Darknet, load_checkpoint, load_darknet_weights, save_checkpoint, save_darknet_weights
-from yolocomp.models import zoo
+from yolocomp.models import (
+    Darknet,
+    load_checkpoint,
+    load_darknet_weights,
+    save_checkpoint,
+    save_darknet_weights,
+    zoo,
+)
 from yolocomp.registry import MODELS
 
 

@@ -9,7 +9,7 @@ published cells is the list :data:`MATCHERS`: each later notebook adds its match
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 

@@ -23,7 +23,7 @@ def draw_boxes(ax, image, boxes: np.ndarray, labels: np.ndarray, names: list[str
         ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, lw=1.2, color=col))
         text = names[int(c)] + ("" if scores is None else f" {float(scores[k]):.2f}")
         ax.text(b[0], b[1], text, fontsize=6, color="white", va="bottom",
-                bbox=dict(facecolor=col, alpha=0.7, pad=0.5, lw=0))
+                bbox={"facecolor": col, "alpha": 0.7, "pad": 0.5, "lw": 0})
     ax.set_axis_off()
 
 

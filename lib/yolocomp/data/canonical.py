@@ -75,7 +75,7 @@ class DetectionSet:
                 "warned": int(sum(self.warnings.values())),  # skipped or clipped, by reason below
                 "warnings": "; ".join(f"{k}: {v}" for k, v in sorted(self.warnings.items()))}
 
-    def assert_same(self, other: "DetectionSet", atol: float = 1e-6) -> None:
+    def assert_same(self, other: DetectionSet, atol: float = 1e-6) -> None:
         """Raise AssertionError naming the first image where ``other`` differs (files matched by name)."""
         assert self.names == other.names, f"class names differ: {self.names} vs {other.names}"
         mine = {r.file.name: r for r in self.images}

@@ -4,11 +4,11 @@ Importing this package registers every cfg section type (Darknet's own in ``laye
 repositories' in ``layers_seed``) and every zoo model in ``yolocomp.registry.MODELS``.
 """
 
+from . import zoo  # noqa: F401  (fills yolocomp.registry.MODELS)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .darknet import Darknet, NetInfo
 from .parse import parse_cfg, read_cfg
 from .weights_io import WeightsInfo, darknet_weights_size, load_darknet_weights, save_darknet_weights
-from . import zoo  # noqa: E402,F401  (fills yolocomp.registry.MODELS)
 
 __all__ = ["Darknet", "NetInfo", "WeightsInfo", "darknet_weights_size", "load_checkpoint", "load_darknet_weights",
            "parse_cfg", "read_cfg", "save_checkpoint", "save_darknet_weights"]

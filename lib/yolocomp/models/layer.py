@@ -8,8 +8,8 @@ through the attributes and methods of :class:`DarknetLayer`, so a new block type
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
