@@ -1,10 +1,10 @@
-"""``python -m yolocomp train|val|detect ...`` (also the ``yolocomp`` console script)."""
+"""``python -m yolocomp train|val|detect|prune ...`` (also the ``yolocomp`` console script)."""
 
 from __future__ import annotations
 
 import sys
 
-USAGE = "usage: python -m yolocomp {train,val,detect} [options]   (python -m yolocomp CMD --help for options)"
+USAGE = "usage: python -m yolocomp {train,val,detect,prune} [options]   (python -m yolocomp CMD --help for options)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from .detect import cli_detect
 
         cli_detect(rest)
+    elif cmd == "prune":
+        from .prune.cli import cli_prune
+
+        return cli_prune(rest)
     else:
         print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
         return 2

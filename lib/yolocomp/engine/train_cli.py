@@ -29,7 +29,28 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (0: last epoch only)")
     ap.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp = ap.add_argument_group("sparsity training (L1 on BN γ, pruning-spec §1)")
+    sp.add_argument("-sr", "--sr", "--sparsity-regularization", dest="sr", action="store_true",
+                    help="add s·sign(γ) to the BN γ gradients of the --prune set")
+    sp.add_argument("--s", type=float, default=0.001, help="L1 strength (default 0.001)")
+    sp.add_argument("--prune", type=int, default=1, choices=(0, 1, 2),
+                    help="set: 0 normal/regular, 1 shortcut/slim (default), 2 conv before each shortcut")
+    sp.add_argument("--s-schedule", default="constant", choices=("constant", "global", "local"),
+                    help="TAN's schedules: constant s; global = s/100 after half the epochs; local = s/100 for "
+                         "the top 15%% |γ| after half the epochs (--prune 1 only)")
     return ap
+
+
+def sparsity_callback(a: argparse.Namespace):
+    """The :class:`yolocomp.prune.sparsity.BNSparsity` callback the parsed flags ask for (None without -sr).
+    Its layer set comes from the cfg's graph (class count and weights do not change it)."""
+    if not a.sr:
+        return None
+    from ..models.darknet import Darknet
+    from ..prune.graph import analyze
+    from ..prune.sparsity import BNSparsity
+
+    return BNSparsity(analyze(Darknet.from_cfg(a.cfg)), mode=a.prune, s=a.s, schedule=a.s_schedule)
 
 
 def _overrides(items: list[str], ap: argparse.ArgumentParser) -> dict:
@@ -72,11 +93,12 @@ def cli_train(argv: list[str] | None = None):
         overrides["optimizer"] = "adam"
     # on resume the checkpoint's hyp wins unless the user set one explicitly
     h = None if a.resume and a.hyp == "default" and not overrides else hyp(a.hyp, **overrides)
+    sparsity = sparsity_callback(a)
     try:
         result = train(a.cfg, a.data, a.epochs, a.batch_size, a.img_size, a.out, weights=a.weights,
                        device=a.device, hyp=h, seed=a.seed, resume=a.resume, eval_every=a.eval_every,
                        amp=False if a.no_amp else None, multi_scale=a.multi_scale, sync_bn=a.sync_bn,
-                       workers=a.workers, progress=not a.quiet)
+                       workers=a.workers, progress=not a.quiet, callbacks=[sparsity] if sparsity else ())
         if int(os.environ.get("RANK", "0")) == 0:
             m = result.metrics
             print(f"done: last={result.last} best={result.best} ap50={m.get('ap50', float('nan')):.4f} "
