@@ -36,3 +36,12 @@ def test_yolo_coco_voc_read_identical_sets(root, split, yolo_split):
         mine = np.lexsort((*r.boxes.T[::-1], r.labels))
         assert np.array_equal(r.labels[mine], labels[order])
         assert np.allclose(r.boxes[mine], boxes[order], atol=1e-6), r.file.name
+
+
+def test_object_order_ignores_float_noise_of_text_formats():
+    from yolocomp.data.canonical import DetectionSet, ImageRecord
+    boxes = np.array([[5.0, 118, 57, 170], [5.0, 68, 62, 124]])
+    noisy = boxes + np.array([[-1e-9, 0, 0, 0], [1e-9, 0, 0, 0]])
+    a = DetectionSet("a", ["x"], [ImageRecord("i.jpg", 320, 320, boxes, [0, 0], None, 0)])
+    b = DetectionSet("b", ["x"], [ImageRecord("i.jpg", 320, 320, noisy[::-1], [0, 0], None, 0)])
+    a.assert_same(b)

@@ -90,5 +90,6 @@ class DetectionSet:
 
 
 def _order(r: ImageRecord) -> np.ndarray:
-    """A canonical object order (label, then box) so formats that reorder objects still compare equal."""
-    return np.lexsort((*r.boxes.T[::-1], r.labels))
+    """A canonical object order (label, then box) so formats that reorder objects still compare equal. Boxes are
+    rounded first: text formats return 5.0 as 4.9999999, which must not decide the order."""
+    return np.lexsort((*np.round(r.boxes, 3).T[::-1], r.labels))
