@@ -171,7 +171,7 @@ def test_papermill_injection_is_seen_by_the_kernel(env):
     _execute(env, {"PROFILE": "smoke", "IMG_SIZE": 320})
     df = pd.read_csv(env / "results" / f"{OK}.csv")
     # smoke.yaml sets IMG_SIZE 64 and LR 1: the injected IMG_SIZE must win although it equals the default
-    assert df.to_dict("records") == [{"model": "tiny", "seeds": 0, "ap": 1, "img_size": 320}]
+    assert df.to_dict("records") == [{"model": "tiny", "profile": "smoke", "seeds": 0, "ap": 1, "img_size": 320}]
     meta = json.loads((env / "results" / f"{OK}.meta.json").read_text())
     assert meta["parameters"]["IMG_SIZE"] == 320 and meta["profile"] == "smoke"
 

@@ -167,3 +167,13 @@ def test_run_summary_exit_code_and_resume(env, capsys, monkeypatch):
     rows = _rows(capsys.readouterr().out)
     assert rows["01_alpha/ok"] == ["skipped", "0.0", "01_alpha/ok.csv"]
     assert rows["01_alpha/broken"][0] == "failed"
+
+
+def test_a_kernel_that_never_started_is_told_apart_from_a_failing_cell(tmp_path):
+    from yolocomp.workbook.runner import _kernel_never_started
+
+    log = tmp_path / "x.log"
+    log.write_text("Input Notebook: a.ipynb\nRuntimeError: Kernel died before replying to kernel_info\n")
+    assert _kernel_never_started(log)
+    log.write_text("Executing Cell 1---\nEnding Cell 1---\nExecuting Cell 2---\nZeroDivisionError\n")
+    assert not _kernel_never_started(log)

@@ -194,6 +194,14 @@ def written_csvs(notebook_id: str, profile: str, since_ns: int) -> list[str]:
     return sorted(out)
 
 
+_KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+
+
+def _kernel_never_started(log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    return any(m in text for m in _KERNEL_START_FAILURES) and "Executing Cell 1" not in text
+
+
 def run_one(job: Job, timeout: int | None, gpu: str | None) -> Outcome:
     """Execute one notebook in its own papermill process; log to ``<runs>/<id>.log``."""
     profile = job.passed["PROFILE"]
@@ -203,15 +211,20 @@ def run_one(job: Job, timeout: int | None, gpu: str | None) -> Outcome:
     record.unlink(missing_ok=True)
     # mtime granularity of some filesystems is coarse: start the window a little early.
     start_ns, t0 = time.time_ns() - 2_000_000_000, time.monotonic()
-    with open(out.with_suffix(".log"), "wb") as log:
-        rc = subprocess.run(
-            command(job, timeout),
-            env={**os.environ, **child_env(gpu)},
-            check=False,
-            cwd=notebook_path(job.notebook_id).parent,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        ).returncode
+    for _attempt in range(2):
+        with open(out.with_suffix(".log"), "wb") as log:
+            rc = subprocess.run(
+                command(job, timeout),
+                env={**os.environ, **child_env(gpu)},
+                check=False,
+                cwd=notebook_path(job.notebook_id).parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            ).returncode
+        # Kernels started by parallel jobs can race for the same free port and die before running any cell
+        # (nteract/papermill#511); nothing ran, so starting once more is safe.
+        if rc == 0 or not _kernel_never_started(out.with_suffix(".log")):
+            break
     seconds = time.monotonic() - t0
     csvs = written_csvs(job.notebook_id, profile, start_ns)
     if rc != 0:
