@@ -28,6 +28,7 @@ from ..models.layers_darknet import (
     ShortcutLayer,
     UpsampleLayer,
 )
+from .surgery import fold_constant
 
 _PASS_THROUGH = (UpsampleLayer, MaxPoolLayer, DropoutLayer)
 
@@ -122,18 +123,6 @@ def remove_layers(model: Darknet, removed: Iterable[int]) -> tuple[Darknet, dict
     return new, index_map
 
 
-def _fold(layer: ConvLayer, a_in: torch.Tensor) -> None:
-    """Absorb a constant a_in (C_in,) leaving the conv's input: μ −= K·a_in (or bias += K·a_in), K = Σ_space W."""
-    if layer.conv.groups != 1:
-        raise InputError(None, "a removed block's constant reaches a grouped conv, which cannot absorb it")
-    offset = layer.conv.weight.detach().double().sum((2, 3)) @ a_in
-    with torch.no_grad():
-        if layer.bn is not None:
-            layer.bn.running_mean -= offset.to(layer.bn.running_mean)
-        else:
-            layer.conv.bias += offset.to(layer.conv.bias)
-
-
 def compensate_blocks(model: Darknet, blocks: Iterable[int]) -> Darknet:
     """A copy of ``model`` in which the constant each removed block leaves in the residual stream is folded into
     the later convs (spec §7.5), so that after the blocks are deleted the eval-mode output equals that of the
@@ -154,7 +143,7 @@ def compensate_blocks(model: Darknet, blocks: Iterable[int]) -> Darknet:
                 with torch.no_grad():
                     a = m.act(m.bn.bias.detach()).double().cpu()
             elif i + 1 not in ts and bool(a_in[0].any()):
-                _fold(m, a_in[0])
+                fold_constant(m, a_in[0])
         elif isinstance(m, ShortcutLayer):
             a = sum(x[:m.out_channels] for x in a_in)
             if bool(a.any()) and m.activation != "linear":

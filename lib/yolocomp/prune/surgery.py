@@ -56,7 +56,7 @@ def _mask(model: Darknet, masks: dict[int, torch.Tensor], i: int) -> torch.Tenso
     return m.cpu() if m is not None else torch.ones(model.layers[i].out_channels, dtype=torch.bool)
 
 
-def _fold(layer: ConvLayer, a_in: torch.Tensor) -> None:
+def fold_constant(layer: ConvLayer, a_in: torch.Tensor) -> None:
     """Absorb a constant a_in (C_in,) that disappears from the conv's input: offset = K·a_in with K the kernel
     summed over space (per group), into the BN running mean (μ −= offset) or the conv bias (b += offset)."""
     w = layer.conv.weight.detach().double()
@@ -90,7 +90,7 @@ def _walk(model: Darknet, masks: dict[int, torch.Tensor], fold: bool) -> list[to
         if isinstance(m, ConvLayer):
             a_in = a_of(m.inputs[0])
             if fold and bool(a_in.any()):
-                _fold(m, a_in)
+                fold_constant(m, a_in)
             k = _mask(model, masks, i) if m.bn is not None else torch.ones(c, dtype=torch.bool)
             if fold and not bool(k.all()):
                 with torch.no_grad():
