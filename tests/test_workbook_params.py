@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -16,18 +15,6 @@ from yolocomp.workbook import params as wp
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 OK = "01_alpha/ok"
 OK_DEFAULTS = {"PROFILE": "small", "SEED": 0, "IMG_SIZE": 320, "LR": 0.01, "MODEL": "tiny", "EXTRA": None}
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Fixture notebooks and a writable copy of their profiles; results and cache under tmp_path."""
-    profiles = tmp_path / "profiles"
-    shutil.copytree(FIXTURES / "profiles", profiles)
-    monkeypatch.setenv("YOLOCOMP_NOTEBOOKS", str(FIXTURES / "tree"))
-    monkeypatch.setenv("YOLOCOMP_PROFILES", str(profiles))
-    monkeypatch.setenv("YOLOCOMP_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("YOLOCOMP_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def _notebook(path: Path, params_src: str) -> Path:

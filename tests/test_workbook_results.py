@@ -22,15 +22,6 @@ OK = "01_alpha/ok"
 NS = {"PROFILE": "small", "SEED": 0, "IMG_SIZE": 320, "LR": 0.01, "MODEL": "tiny", "EXTRA": None}
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("YOLOCOMP_NOTEBOOKS", str(FIXTURES / "tree"))
-    monkeypatch.setenv("YOLOCOMP_PROFILES", str(FIXTURES / "profiles"))
-    monkeypatch.setenv("YOLOCOMP_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("YOLOCOMP_CACHE", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def _table() -> pd.DataFrame:
     return pd.DataFrame(
         {

@@ -7,22 +7,12 @@ import json
 import shlex
 from pathlib import Path
 
-import pytest
 from yolocomp.workbook import runner
 from yolocomp.workbook.__main__ import main
 from yolocomp.workbook.notebooks import bands, discover, select
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 ALL = ["01_alpha/broken", "01_alpha/ok", "02_beta/after", "00_overview"]
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("YOLOCOMP_NOTEBOOKS", str(FIXTURES / "tree"))
-    monkeypatch.setenv("YOLOCOMP_PROFILES", str(FIXTURES / "profiles"))
-    monkeypatch.setenv("YOLOCOMP_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("YOLOCOMP_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def _rows(out: str) -> dict[str, list[str]]:
