@@ -63,3 +63,34 @@ def test_every_value_occurs_in_its_seed_file_table():
                 break
             table.append(text)
         assert r.value in table[1 + r.row], (r.seed, r.table, r.row, r.value)
+
+
+def test_method_key_spells_published_and_ours_alike():
+    from yolocomp.overview import method_key
+
+    assert method_key("KDstr 4(L1)") == method_key("KDstr4") == "KDstr4"
+    assert method_key("LTH  Local") == "LTH local"
+    assert method_key("CS 3 It") == "CS 3 iterations"
+    assert method_key("直接微调") == "finetune"
+    assert method_key("Default") == "baseline"
+    assert method_key("something new") == "something new"
+
+
+def test_experiments_sets_our_rows_beside_the_published_rows_of_the_same_experiment():
+    import pandas as pd
+    from yolocomp import overview
+
+    ours = {"03_pruning/lth": pd.DataFrame({"model": ["yolov3-tiny"] * 2, "dataset": ["embedded-small"] * 2,
+                                            "method": ["LTH local", "LTH global"], "setting": ["0.8", "0.8"],
+                                            "ap50": ["0.4", "0.5"], "ap50_std": ["0.01", "0.02"]})}
+    long = overview.experiments(ours)
+    assert set(long["source"]) == {"ours", "published"}
+    pub = long[(long["source"] == "published") & (long["experiment"] == "03_pruning/lth")]
+    assert set(pub["method"]) == {"baseline", "LTH local", "LTH global"}    # CS and KD rows filtered out
+    assert not long.duplicated(overview.EXPERIMENT_KEYS).any()
+    view = overview.experiment_view(long, "03_pruning/lth").set_index("method")
+    assert view.loc["LTH local", "ours"].startswith("yolov3-tiny 0.8 0.400 ± 0.010")
+    assert "0.549" in view.loc["LTH local", "published"] and "ANDREY voc2007" in view.loc["LTH local", "published"]
+    assert view.loc["baseline yolov3-tiny", "ours"] == ""
+    kd = long[long["experiment"] == "05_distill/kd_strategies"]          # not run: published rows only
+    assert set(kd["source"]) == {"published"} and {"finetune", "teacher", "KDstr5"} <= set(kd["method"])

@@ -91,3 +91,102 @@ def coverage(long: pd.DataFrame) -> pd.DataFrame:
     out = g.groupby(["seed", "table"], sort=True).agg(figures=("value", "size"), answered=("answered", "sum"),
                                                       agree=("agrees", "sum")).reset_index()
     return out.rename(columns={"table": "setting"}).assign(method="published figures")
+
+
+# Which published rows each of our tables reproduces: our table key -> [(seed, published table, regex on the
+# method in one spelling (:func:`method_key`); empty = every row), ...]. The seeds
+# ran on VOC / COCO / VisDrone at 416-640 px, the small profile on the embedded set at 192 px, so these rows sit
+# beside each other as reference (same experiment, other data), never as a match.
+EXPERIMENTS: dict[str, list[tuple[str, str, str]]] = {
+    "02_backbones/detectors": [("ANDREY", "voc2007", "^baseline$"), ("ANDREY", "exdark", "^baseline$")],
+    "02_backbones/attention": [("HALO", "attention-yolov3-tiny", "")],
+    "03_pruning/channel_pruning": [("SPURS", "prune-normal", ""), ("SPURS", "prune-regular", "")],
+    "03_pruning/lth": [("ANDREY", "voc2007", "^(?:baseline|LTH)"), ("ANDREY", "exdark", "^(?:baseline|LTH)")],
+    "03_pruning/cs": [("ANDREY", "voc2007", "^(?:baseline|CS)"), ("ANDREY", "exdark", "^(?:baseline|CS)")],
+    "05_distill/kd_strategies": [("SPURS", "distillation", "")],
+    "05_distill/kd_features": [("ANDREY", "voc2007", "^KD fts"), ("ANDREY", "exdark", "^KD fts")],
+    "05_distill/kd_gan": [("ANDREY", "voc2007", "^gan$"), ("ANDREY", "exdark", "^gan$")],
+}
+
+# Published method labels -> ours (lower-cased, spaces squeezed before lookup).
+METHOD_ALIASES = {
+    "default": "baseline", "直接微调": "finetune", "teacher模型map": "teacher", "lth local": "LTH local", "lth global": "LTH global",
+    "cs 1 it": "CS 1 iteration", "cs 3 it": "CS 3 iterations", "kd gan": "gan",
+    "normal pruning (正常剪植)": "normal", "regular pruning (规则剪植)": "regular",
+}
+
+
+def method_key(label: str) -> str:
+    """A published or our method label in one spelling: ``"KDstr 4(L1)"`` -> ``"KDstr4"``, ``"LTH Local"`` ->
+    ``"LTH local"``, ``"Default"`` -> ``"baseline"``; unknown labels come back unchanged."""
+    text = re.sub(r"\s+", " ", str(label)).strip()
+    kd = re.match(r"KDstr ?(\d)", text)
+    if kd:
+        return f"KDstr{kd.group(1)}"
+    return METHOD_ALIASES.get(text.lower(), text)
+
+
+# The columns that identify a row of :func:`experiments` (for ``write_results(..., keys=)``).
+EXPERIMENT_KEYS = ["experiment", "source", "seed", "table", "model", "dataset", "label", "setting", "metric"]
+
+
+def experiments(ours: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every row of our experiment tables and every published row of the same experiment, one long table.
+
+    Columns: ``experiment`` (our table key), ``source`` ("ours" or "published"), ``seed`` / ``table`` (the published
+    table; empty for ours), ``model``, ``dataset``, ``method`` (one spelling, :func:`method_key`), ``label`` (the
+    row's own spelling), ``setting``, ``metric`` (ap50 for ours; the published column), ``value`` (as printed /
+    written), ``std`` (ours: ap50_std).  Only accuracy figures are listed (published columns of quantity ``map``);
+    an experiment whose table is not there yet still lists its published rows.
+    """
+    pub = published().astype(str)
+    frames = []
+    for key, sources in EXPERIMENTS.items():
+        t = ours.get(key)
+        if t is not None:   # not run yet: the published rows still show what the experiment is
+            row_cols = {c: t.get(c, "") for c in ("model", "dataset", "method", "setting")}
+            frames.append(pd.DataFrame({
+                "experiment": key, "source": "ours", "seed": "", "table": "", **row_cols,
+                "label": row_cols["method"], "metric": "ap50", "value": t["ap50"],
+                "std": t.get("ap50_std", "")}).assign(method=lambda d: d["method"].map(method_key)))
+        for seed, table, pattern in sources:
+            p = pub[(pub["seed"] == seed) & (pub["table"] == table) & (pub["quantity"] == "map")]
+            method = p["method"].where(p["method"] != "", "baseline")   # a backbone table: every row is one
+            if pattern:
+                keep = method.map(method_key).str.contains(pattern, regex=True)
+                p, method = p[keep], method[keep]
+            frames.append(pd.DataFrame({
+                "experiment": key, "source": "published", "seed": seed, "table": table, "model": p["model"],
+                "dataset": p["dataset"], "method": method.map(method_key), "label": method,
+                "setting": p["setting"], "metric": p["column"], "value": p["value"], "std": ""}))
+    cols = ["experiment", "source", "seed", "table", "model", "dataset", "method", "label", "setting", "metric",
+            "value", "std"]
+    out = pd.concat(frames, ignore_index=True)[cols].fillna("")
+    return out.astype(str)
+
+
+def experiment_view(long: pd.DataFrame, key: str) -> pd.DataFrame:
+    """One experiment as a reading table: a row per method (ours first; baselines one row per model),
+    ``ours`` = ap50 ± std with our dataset, ``published`` = the seeds' figures for that method, each
+    ``value (seed table, model, column, dataset)``."""
+    t = long[long["experiment"] == key]
+    row = t["method"].where(t["method"] != "baseline",
+                            "baseline " + t["model"].map(lambda m: ALIASES.get(m, m)))
+    ours, pub = t[t["source"] == "ours"], t[t["source"] == "published"]
+    rows = []
+    for method in dict.fromkeys([*row[ours.index], *row[pub.index]]):
+        o = ours[row[ours.index] == method]
+        p = pub[row[pub.index] == method]
+        rows.append({
+            "method": method,
+            "ours": "; ".join(f"{r.model} {r.setting} {_pm(r.value, r.std)} ({r.dataset})".replace("  ", " ")
+                              for r in o.itertuples()),
+            "published": "; ".join(f"{r.value} ({r.seed} {r.table}, {r.model}, {r.metric}, {r.dataset})"
+                                   for r in p.itertuples()),
+        })
+    return pd.DataFrame(rows, columns=["method", "ours", "published"])
+
+
+def _pm(value: str, std: str) -> str:
+    v = f"{float(value):.3f}" if value not in ("", "nan") else "–"
+    return v if std in ("", "nan") else f"{v} ± {float(std):.3f}"
