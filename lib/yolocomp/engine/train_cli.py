@@ -38,6 +38,18 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--s-schedule", default="constant", choices=("constant", "global", "local"),
                     help="TAN's schedules: constant s; global = s/100 after half the epochs; local = s/100 for "
                          "the top 15%% |γ| after half the epochs (--prune 1 only)")
+    kd = ap.add_argument_group("distillation (quant-kd-spec §4; yolocomp.distill)")
+    kd.add_argument("--t_cfg", help="teacher cfg (not needed for a yolocomp .pt checkpoint)")
+    kd.add_argument("--t_weights", help="teacher weights: .weights, .pt state_dict or yolocomp checkpoint")
+    kd.add_argument("--KDstr", type=int, choices=(1, 2, 3, 4, 5),
+                    help="SPURS strategy: 1 KL on outputs, 2 soft class + teacher-bounded box, 3 soft class + box "
+                         "to teacher, 4 = 3 + attention maps, 5 = 4 with the fine-grained mask")
+    kd.add_argument("--kd_features", metavar="T[,T...][:S[,S...]]",
+                    help="feature layers: teacher indices, optionally ':' student indices (default: the same); "
+                         "pairs form after sorting each list. Without --KDstr: ANDREY's classical KD with hints")
+    from ..quant.cli import add_arguments
+
+    add_arguments(ap)   # --quantized MODE --qlayers q (SPURS), --quant-heads, --quant-set
     return ap
 
 
@@ -51,6 +63,34 @@ def sparsity_callback(a: argparse.Namespace):
     from ..prune.sparsity import BNSparsity
 
     return BNSparsity(analyze(Darknet.from_cfg(a.cfg)), mode=a.prune, s=a.s, schedule=a.s_schedule)
+
+
+def distill_callback(a: argparse.Namespace):
+    """The :mod:`yolocomp.distill` callback the parsed flags ask for (None without a teacher flag)."""
+    if a.t_weights is None and a.KDstr is None and a.kd_features is None and a.t_cfg is None:
+        return None
+    from ..distill import make
+    from ..distill.teacher import load_teacher, pair_layers
+    from ..errors import InputError
+
+    if a.t_weights is None:
+        raise InputError(None, "distillation needs the teacher's weights: --t_weights (and --t_cfg for .weights)")
+    pairs = None
+    if a.kd_features:
+        t_part, _, s_part = a.kd_features.partition(":")
+        try:
+            t_idx = [int(v) for v in t_part.split(",")]
+            s_idx = [int(v) for v in s_part.split(",")] if s_part else t_idx
+        except ValueError:
+            raise InputError(None, f"--kd_features {a.kd_features!r}: expected comma-separated layer indices, "
+                                   f"e.g. 36,61 or 36:12") from None
+        pairs = pair_layers(t_idx, s_idx)
+    kind = f"KDstr{a.KDstr}" if a.KDstr else "hint"
+    if kind == "hint" and pairs is None:
+        raise InputError(None, "a teacher without --KDstr means ANDREY's classical KD: give its --kd_features")
+    if kind == "hint" and a.resume:
+        raise InputError(None, "--resume: a run with hint layers cannot be resumed (they are not in last.pt)")
+    return make(kind, load_teacher(a.t_cfg, a.t_weights), feature_pairs=pairs)
 
 
 def _overrides(items: list[str], ap: argparse.ArgumentParser) -> dict:
@@ -94,11 +134,16 @@ def cli_train(argv: list[str] | None = None):
     # on resume the checkpoint's hyp wins unless the user set one explicitly
     h = None if a.resume and a.hyp == "default" and not overrides else hyp(a.hyp, **overrides)
     sparsity = sparsity_callback(a)
+    kd = distill_callback(a)
+    from ..quant.cli import quantized_model
+
+    qmodel = quantized_model(a, h if h is not None else hyp(a.hyp), ap)
     try:
-        result = train(a.cfg, a.data, a.epochs, a.batch_size, a.img_size, a.out, weights=a.weights,
+        result = train(a.cfg if qmodel is None else qmodel, a.data, a.epochs, a.batch_size, a.img_size, a.out,
+                       weights=a.weights if qmodel is None else None,
                        device=a.device, hyp=h, seed=a.seed, resume=a.resume, eval_every=a.eval_every,
                        amp=False if a.no_amp else None, multi_scale=a.multi_scale, sync_bn=a.sync_bn,
-                       workers=a.workers, progress=not a.quiet, callbacks=[sparsity] if sparsity else ())
+                       workers=a.workers, progress=not a.quiet, callbacks=[c for c in (sparsity, kd) if c is not None])
         if int(os.environ.get("RANK", "0")) == 0:
             m = result.metrics
             print(f"done: last={result.last} best={result.best} ap50={m.get('ap50', float('nan')):.4f} "

@@ -81,6 +81,10 @@ def train(cfg: str | Path | nn.Module, data: str | Path, epochs: int, batch_size
     every that many epochs (and always after the last; 0 = last only).  amp: autocast (bf16 where supported, else
     fp16 with a GradScaler) — CUDA only, default on there.  Rank 0 writes ``last.pt``, ``best.pt``,
     ``results.csv`` (and TensorBoard events when tensorboard imports) into ``out_dir``.
+
+    For callbacks, ``state.extra["imgs"]`` holds the current batch (N, 3, H, W) as the model sees it (after any
+    multi-scale resize), and a hook may set ``state.extra["det_loss_gain"]`` (default 1) to scale the detection loss
+    of the following batches (two-stage schedules such as GAN distillation's); the logged items stay unscaled.
     """
     from .hyp import Hyp, accumulate_steps
     from .hyp import hyp as preset
@@ -171,10 +175,13 @@ def train(cfg: str | Path | nn.Module, data: str | Path, epochs: int, batch_size
                     targets = torch.cat([targets[:, :2], targets[:, 2:] * (size / hi)], 1)
             steps_now = state.accumulated + 1 >= acc or i == nb - 1
             sync = contextlib.nullcontext() if steps_now or not info.enabled else net.no_sync()
+            state.extra["imgs"] = imgs      # the batch as the model sees it, for hooks (a distillation teacher)
             with sync:
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                     outputs = net(imgs)
                 loss, items = loss_fn([o.float() for o in outputs], targets, tuple(imgs.shape[2:]))
+                if state.extra.get("det_loss_gain", 1.0) != 1.0:
+                    loss = loss * state.extra["det_loss_gain"]
                 extra = cbs.extra_loss(state, outputs, targets)
                 if extra is not None:
                     loss = loss + extra
@@ -222,6 +229,7 @@ def train(cfg: str | Path | nn.Module, data: str | Path, epochs: int, batch_size
             state.stop = True
         if ddp.broadcast(state.stop, info):
             break
+    state.extra.pop("imgs", None)
     cbs.fire("on_train_end", state)
     if writer is not None:
         writer.close()
