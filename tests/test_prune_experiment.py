@@ -148,6 +148,7 @@ def test_pipeline_table_columns_and_values(pipeline):
     assert (table["speedup"] == table["baseline_latency_ms"] / table["latency_ms"]).all()
     assert (table["finetune_epochs"] == 1).all() and (table["threads"] == 1).all()
     assert (table["width"] == 0.25).all()
+    assert (table["sparsity"] == "s=0.01, 1 epochs, set 1, constant").all()
 
 
 @pytest.mark.slow

@@ -487,7 +487,8 @@ def pruning_table(rows: list[tuple[Source, Case]], finetune: Finetune, dataset: 
     is skipped with a warning.  Columns: the shared vocabulary (``ap50``, ``ap``, ``ap50_seedstyle`` of the
     fine-tuned model; cost of the compact model; ``params_ratio`` against the baseline; ``latency_ms`` and
     ``speedup`` = baseline latency / compact latency at batch 1, measured now by :func:`latencies` with
-    ``latency``'s keywords) plus ``percent``, ``ap50_masked``, ``ap50_pruned``, ``ap50_finetuned``,
+    ``latency``'s keywords) plus ``percent``, ``sparsity`` (the source's sparsity training, ``none`` for the
+    baseline), ``ap50_masked``, ``ap50_pruned``, ``ap50_finetuned``,
     ``macs_ratio``, ``channels_ratio`` (BN-conv channels kept), ``layers``, ``blocks_removed``,
     ``finetune_epochs``, ``baseline_ap50``, ``baseline_latency_ms``, ``threads``, and ``width`` when a source
     is narrowed."""
@@ -528,6 +529,7 @@ def pruning_table(rows: list[tuple[Source, Case]], finetune: Finetune, dataset: 
                "device": c_lat["device_name"], "batch": 1, "img_size": r.img_size,
                "speedup": b_lat["latency_ms"] / c_lat["latency_ms"],
                "percent": case.percent if case.percent is not None else float("nan"),
+               "sparsity": src.sparsity.setting() if src.sparsity is not None else "none",
                "ap50_masked": masked["ap50"], "ap50_pruned": pruned["ap50"], "ap50_finetuned": final["ap50"],
                "macs_ratio": cost["macs_conv"] / bc["macs_conv"],
                "channels_ratio": _bn_channels(model) / bc["channels"], "layers": info["layers"],

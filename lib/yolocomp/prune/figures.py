@@ -68,7 +68,7 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "params_ratio"):
         ax.axhline(float(table["baseline_ap50"].iloc[0]), color="k", linestyle="--", linewidth=0.8,
                    label="baseline")
     ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel("AP50")
+    ax.set_ylabel("AP50 (circles: search score)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=6, ncol=2)
     ax.set_title("accuracy: masked → pruned → fine-tuned")
@@ -82,8 +82,9 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "params_ratio"):
 
 
 def candidates_figure(history: pd.DataFrame, matched: dict[str, tuple[float, float]] | None = None):
-    """An EagleEye search: every evaluated candidate's score (AP50 at conf 0.1 after adaptive BN) against its
-    conv MACs ratio, the winner circled; ``matched``: other models to mark, ``{label: (macs_ratio, ap50)}``."""
+    """An EagleEye search: every evaluated candidate's score (the search's own AP50: conf 0.1, on the scoring
+    images, after adaptive BN) against its conv MACs ratio, the winner circled; ``matched``: models evaluated
+    otherwise, marked as stars, ``{label: (macs_ratio, ap50)}``."""
     if history.empty:
         raise InputError(None, "candidates_figure: no candidates")
     import matplotlib.pyplot as plt
@@ -96,7 +97,7 @@ def candidates_figure(history: pd.DataFrame, matched: dict[str, tuple[float, flo
     for k, (label, (mr, ap)) in enumerate((matched or {}).items()):
         ax.scatter([mr], [ap], marker="*", s=120, color=plt.get_cmap("tab10")(k + 2), label=label)
     ax.set_xlabel("macs ratio (conv)")
-    ax.set_ylabel("AP50")
+    ax.set_ylabel("AP50 (circles: search score)")
     ax.set_title(f"EagleEye: {len(history)} sub-nets within the MACs budget")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -21,6 +21,7 @@ from ..baselines import Recipe, evaluated
 from ..bench.latency import measure_latency
 from ..data.yolo_txt import read_yolo
 from ..eval import evaluate
+from ..fileio import atomic_write
 from ..workbook import cache
 from . import onnx_int8 as oi
 from .experiment import QuantRun, float_cost, load_run, run_info
@@ -48,29 +49,49 @@ def onnx_artefacts(base: Recipe, methods: list[str], n_batches: int, batch_size:
     (onnxruntime, same post-processing) and of every simulated PTQ model (torch)."""
     config = {"base": base.key(), "methods": list(methods), "n_batches": n_batches, "batch_size": batch_size,
               "qat": qat.key() if qat is not None else None, "exclude_heads": exclude_heads, "opset": oi.OPSET,
-              "version": 1}
+              "version": 2}
 
     def build(folder: Path) -> None:
+        # resumable: every step leaves its files and a part-<key>.json; a killed build redoes only missing steps
         data = Path(base.data)
         val = read_yolo(data, "valid")
         batches = calibration_batches(data, base.img_size, n_batches, batch_size)
         model = _float_model(base)
-        fp32 = oi.export_onnx(model, folder / "fp32.onnx", base.img_size)
-        out = {"onnx:fp32": _metrics(evaluate(oi.OrtDetector(fp32, model), val, base.img_size))}
+
+        def step(key: str, compute) -> None:
+            part = folder / f"part-{key.replace(':', '-')}.json"
+            if not part.is_file():
+                atomic_write(part, (json.dumps(_metrics(compute())) + "\n").encode())
+
+        def fp32_path() -> Path:
+            path = folder / "fp32.onnx"
+            return path if path.is_file() else oi.export_onnx(model, path, base.img_size)
+
+        step("onnx:fp32", lambda: evaluate(oi.OrtDetector(fp32_path(), model), val, base.img_size))
         for method in methods:
-            out[f"torch:ptq8-{method}"] = _metrics(evaluate(ptq_model(base, method, batches), val, base.img_size))
-            path = oi.quantize_onnx(fp32, folder / f"int8-{method}.onnx", batches, method,
-                                    exclude_heads=exclude_heads)
-            out[f"onnx:ptq8-{method}"] = _metrics(evaluate(oi.OrtDetector(path, model), val, base.img_size))
+            step(f"torch:ptq8-{method}", lambda m=method: evaluate(ptq_model(base, m, batches), val, base.img_size))
+
+            def real(m=method):
+                path = oi.quantize_onnx(fp32_path(), folder / f"int8-{m}.onnx", batches, m,
+                                        exclude_heads=exclude_heads)
+                return evaluate(oi.OrtDetector(path, model), val, base.img_size)
+
+            step(f"onnx:ptq8-{method}", real)
         if qat is not None:
-            qmodel = load_run(qat)
-            qfp32 = oi.export_onnx(qmodel, folder / "qat8-fp32.onnx", base.img_size)
-            path = oi.quantize_onnx(qfp32, folder / "int8-qat8.onnx", batches, "minmax", exclude_heads=exclude_heads,
-                                    overrides=oi.qat_overrides(qmodel, qfp32))
-            out["onnx:qat8"] = _metrics(evaluate(oi.OrtDetector(path, model), val, base.img_size))
+            def real_qat():
+                qmodel = load_run(qat)
+                qfp32 = oi.export_onnx(qmodel, folder / "qat8-fp32.onnx", base.img_size)
+                path = oi.quantize_onnx(qfp32, folder / "int8-qat8.onnx", batches, "minmax",
+                                        exclude_heads=exclude_heads, overrides=oi.qat_overrides(qmodel, qfp32))
+                return evaluate(oi.OrtDetector(path, model), val, base.img_size)
+
+            step("onnx:qat8", real_qat)
+        out = {json_key: json.loads((folder / f"part-{json_key.replace(':', '-')}.json").read_text())
+               for json_key in ["onnx:fp32"] + [f"{k}:ptq8-{m}" for m in methods for k in ("torch", "onnx")]
+               + (["onnx:qat8"] if qat is not None else [])}
         (folder / "metrics.json").write_text(json.dumps(out, indent=1) + "\n")
 
-    return cache.artefact("int8", config, build)
+    return cache.artefact("int8", config, build, resumable=True)
 
 
 def _interleaved(timers: dict, rounds: int) -> dict:
