@@ -68,7 +68,11 @@ def test_every_value_occurs_in_its_seed_file_table():
 def test_method_key_spells_published_and_ours_alike():
     from yolocomp.overview import method_key
 
-    assert method_key("KDstr 4(L1)") == method_key("KDstr4") == "KDstr4"
+    assert method_key("KDstr 3") == method_key("KDstr3") == "KDstr3"
+    spurs = ("SPURS", "distillation")                  # printed with the Era-A numbering
+    assert method_key("KDstr 5(L1)", spurs) == "KDstr4" and method_key("KDstr 6(L1)", spurs) == "KDstr5"
+    assert method_key("KDstr 4(L1)", spurs) == "KDstr4 Era A" and method_key("KDstr 6(L2)", spurs) == "KDstr5 (L2)"
+    assert method_key("KD fts 36, 61") == "hint" and method_key("KD GAN") == "gan"
     assert method_key("LTH  Local") == "LTH local"
     assert method_key("CS 3 It") == "CS 3 iterations"
     assert method_key("直接微调") == "finetune"

@@ -16,13 +16,8 @@ from yolocomp.quant.layers import FoldedQConv2d, QConv2d, QuantAct, packed_mib, 
 torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the fake-quant graphs are many small ops: on a shared 2-core machine one thread is several times faster
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# the fake-quant graphs are many small ops: on a shared 2-core machine one thread is several times faster
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _unit(bias: bool = False) -> ConvLayer:

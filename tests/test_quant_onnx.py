@@ -16,15 +16,8 @@ from yolocomp.quant import calibration_batches, quantize_model
 from yolocomp.quant import onnx_int8 as oi
 from yolocomp.quant.layers import FoldedQConv2d
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# the fake-quant graphs are many small ops: on a shared 2-core machine one thread is several times faster
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

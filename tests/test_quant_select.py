@@ -4,7 +4,6 @@ scheme names and bad input."""
 from __future__ import annotations
 
 import pytest
-import torch
 from yolocomp.errors import InputError
 from yolocomp.models import zoo
 from yolocomp.models.layers_darknet import ConvLayer
@@ -20,12 +19,8 @@ BACKBONE_END = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# the fake-quant graphs are many small ops: on a shared 2-core machine one thread is several times faster
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

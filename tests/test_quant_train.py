@@ -25,12 +25,8 @@ from yolocomp.registry import MODELS, QUANTIZERS
 H = hyp("default", conf_thres=0.1, warmup_iters=1, warmup_epochs=0.1, nominal_batch=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# the fake-quant graphs are many small ops: on a shared 2-core machine one thread is several times faster
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -104,8 +104,8 @@ EXPERIMENTS: dict[str, list[tuple[str, str, str]]] = {
     "03_pruning/lth": [("ANDREY", "voc2007", "^(?:baseline|LTH)"), ("ANDREY", "exdark", "^(?:baseline|LTH)")],
     "03_pruning/cs": [("ANDREY", "voc2007", "^(?:baseline|CS)"), ("ANDREY", "exdark", "^(?:baseline|CS)")],
     "05_distill/kd_strategies": [("SPURS", "distillation", "")],
-    "05_distill/kd_features": [("ANDREY", "voc2007", "^KD fts"), ("ANDREY", "exdark", "^KD fts")],
-    "05_distill/kd_gan": [("ANDREY", "voc2007", "^gan$"), ("ANDREY", "exdark", "^gan$")],
+    "05_distill/kd_features": [("ANDREY", "voc2007", "^(?:hint|baseline)$"), ("ANDREY", "exdark", "^(?:hint|baseline)$")],
+    "05_distill/kd_gan": [("ANDREY", "voc2007", "^(?:gan|baseline)$"), ("ANDREY", "exdark", "^(?:gan|baseline)$")],
 }
 
 # Published method labels -> ours (lower-cased, spaces squeezed before lookup).
@@ -116,10 +116,26 @@ METHOD_ALIASES = {
 }
 
 
-def method_key(label: str) -> str:
-    """A published or our method label in one spelling: ``"KDstr 4(L1)"`` -> ``"KDstr4"``, ``"LTH Local"`` ->
-    ``"LTH local"``, ``"Default"`` -> ``"baseline"``; unknown labels come back unchanged."""
+# Labels whose meaning depends on the table.  SPURS's distillation table is printed with the Era-A numbering
+# (quant-kd-spec §4.2): its "KDstr 5"/"6" are HEAD's (our) KDstr 4/5, its "KDstr 4" is Era A's own L1-mean attention
+# term, which we do not implement; "(L2)" squares the activations of the attention map (our ``attention_p=2``).
+TABLE_METHOD_ALIASES: dict[tuple[str, str], dict[str, str]] = {
+    ("SPURS", "distillation"): {"KDstr 4(L1)": "KDstr4 Era A", "KDstr 4(L2)": "KDstr4 Era A (L2)",
+                                "KDstr 5(L1)": "KDstr4", "KDstr 5(L2)": "KDstr4 (L2)",
+                                "KDstr 6(L1)": "KDstr5", "KDstr 6(L2)": "KDstr5 (L2)"},
+}
+
+
+def method_key(label: str, table: tuple[str, str] | None = None) -> str:
+    """A published or our method label in one spelling: ``"KDstr 3"`` -> ``"KDstr3"``, ``"LTH Local"`` ->
+    ``"LTH local"``, ``"Default"`` -> ``"baseline"``, ``"KD fts 36, 61"`` -> ``"hint"`` (the layers are the
+    setting); ``table`` = ``(seed, table id)`` applies that table's own numbering first
+    (:data:`TABLE_METHOD_ALIASES`).  Unknown labels come back unchanged."""
     text = re.sub(r"\s+", " ", str(label)).strip()
+    if table is not None and text in TABLE_METHOD_ALIASES.get(table, {}):
+        return TABLE_METHOD_ALIASES[table][text]
+    if re.match(r"KD fts\b", text):
+        return "hint"
     kd = re.match(r"KDstr ?(\d)", text)
     if kd:
         return f"KDstr{kd.group(1)}"
@@ -153,11 +169,11 @@ def experiments(ours: dict[str, pd.DataFrame]) -> pd.DataFrame:
             p = pub[(pub["seed"] == seed) & (pub["table"] == table) & (pub["quantity"] == "map")]
             method = p["method"].where(p["method"] != "", "baseline")   # a backbone table: every row is one
             if pattern:
-                keep = method.map(method_key).str.contains(pattern, regex=True)
+                keep = method.map(lambda m, t=(seed, table): method_key(m, t)).str.contains(pattern, regex=True)
                 p, method = p[keep], method[keep]
             frames.append(pd.DataFrame({
                 "experiment": key, "source": "published", "seed": seed, "table": table, "model": p["model"],
-                "dataset": p["dataset"], "method": method.map(method_key), "label": method,
+                "dataset": p["dataset"], "method": method.map(lambda m, t=(seed, table): method_key(m, t)), "label": method,
                 "setting": p["setting"], "metric": p["column"], "value": p["value"], "std": ""}))
     cols = ["experiment", "source", "seed", "table", "model", "dataset", "method", "label", "setting", "metric",
             "value", "std"]

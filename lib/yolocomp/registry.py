@@ -61,6 +61,8 @@ class Registry(Generic[T]):
 
 MODELS: Registry = Registry("model")          # filled by yolocomp.models.zoo
 DATASETS: Registry = Registry("dataset")      # filled by yolocomp.data.catalog
-PRUNERS: Registry = Registry("pruner")
-QUANTIZERS: Registry = Registry("quantizer")
-DISTILLERS: Registry = Registry("distiller")
+# The compression registries fill when their package is imported (it registers on import; nothing here imports
+# torch-heavy code eagerly): yolocomp.prune.select and yolocomp.sparse, yolocomp.quant.schemes, yolocomp.distill.
+PRUNERS: Registry = Registry("pruner")          # filled by yolocomp.prune.select, yolocomp.sparse
+QUANTIZERS: Registry = Registry("quantizer")    # filled by yolocomp.quant.schemes
+DISTILLERS: Registry = Registry("distiller")    # filled by yolocomp.distill

@@ -47,10 +47,13 @@ _SUMMARY = {
     "KDstr4": "KDstr 3 + KL between spatial attention maps of every non-head conv",
     "KDstr5": "KDstr 4 with the attention maps masked to the cells covered by positives (fine-grained mask)",
 }
+# SPURS's table is printed with the Era-A numbering: our (HEAD's) KDstr 4/5 are its columns "5(L1)"/"6(L1)".
+_PUBLISHED_AS = {"KDstr1": "KDstr 1", "KDstr2": "KDstr 2", "KDstr3": "KDstr 3", "KDstr4": "KDstr 5(L1)",
+                 "KDstr5": "KDstr 6(L1)"}
 for _name, _summary in _SUMMARY.items():
     DISTILLERS.register(_name, _kdstr_factory(_name), origin="SPURS", spec="quant-kd-spec §4.2", summary=_summary,
                         needs_features=_name in ("KDstr4", "KDstr5"), weights=dict(DEFAULT_WEIGHTS[_name]),
-                        family="KDstr", published=("SPURS", "distillation", f"KDstr {_name[-1]}"))
+                        family="KDstr", published=("SPURS", "distillation", _PUBLISHED_AS[_name]))
 DISTILLERS.register("hint", _hint_factory, origin="ANDREY", spec="quant-kd-spec §4.5", family="classical",
                     summary="Chen et al. classical KD: teacher-bounded GIoU, 0.7 hard + 0.3 teacher-label class loss, "
                             "FitNets L1 hints through 1x1 adaptation layers",

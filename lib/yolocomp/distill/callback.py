@@ -56,7 +56,26 @@ def check_same_heads(teacher: Darknet, student: Darknet) -> None:
                          f"{s}. Use the classical (hint) distiller for students of another architecture")
 
 
-class Distiller(Callback):
+class EpochMeans(Callback):
+    """Logged loss terms averaged over an epoch's batches and added to the epoch's metrics (results.csv)."""
+
+    def __init__(self):
+        self._sums: dict[str, float] = defaultdict(float)
+        self._n = 0
+
+    def _log(self, logs: dict) -> None:
+        for k, v in logs.items():
+            self._sums[k] += v
+        self._n += 1
+
+    def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
+        for k, v in self._sums.items():
+            metrics[k] = v / max(self._n, 1)
+        self._sums.clear()
+        self._n = 0
+
+
+class Distiller(EpochMeans):
     """Distil ``teacher`` into the model being trained.
 
     kind: ``KDstr1`` .. ``KDstr5`` or ``hint`` (ANDREY's classical KD).  feature_pairs: [(teacher layer, student
@@ -74,6 +93,7 @@ class Distiller(Callback):
             raise InputError(None, f"unknown distillation kind {kind!r}; known: {', '.join(KINDS)}")
         if kind == "hint" and not feature_pairs:
             raise InputError(None, "classical (hint) distillation needs feature pairs (teacher layer, student layer)")
+        super().__init__()
         self.teacher_model = teacher
         self.kind = kind
         self.pairs = [(int(t), int(s)) for t, s in feature_pairs] if feature_pairs else None
@@ -85,8 +105,6 @@ class Distiller(Callback):
         self.hints: nn.Module | None = None
         self.teacher: Teacher | None = None
         self.tap: FeatureTap | None = None
-        self._sums: dict[str, float] = defaultdict(float)
-        self._n = 0
 
     # --- set-up -------------------------------------------------------------------------------------------------
     def _resolve_pairs(self, student: Darknet) -> list[tuple[int, int]]:
@@ -162,18 +180,6 @@ class Distiller(Callback):
     def after_backward(self, state: TrainState) -> None:
         if self.hints is not None and state.world_size > 1:
             average_grads(self.hints.parameters(), state.world_size)
-
-    # --- bookkeeping --------------------------------------------------------------------------------------------
-    def _log(self, logs: dict) -> None:
-        for k, v in logs.items():
-            self._sums[k] += v
-        self._n += 1
-
-    def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
-        for k, v in self._sums.items():
-            metrics[k] = v / max(self._n, 1)
-        self._sums.clear()
-        self._n = 0
 
     def on_train_end(self, state: TrainState) -> None:
         if self.teacher is not None:

@@ -23,16 +23,14 @@ labels ``real_range=(1, 1)``, ``fake_range=(0, 0)``, ``flip_p=0``.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine.callbacks import Callback, TrainState
+from ..engine.callbacks import TrainState
 from ..errors import InputError
 from ..models.darknet import Darknet
-from .callback import average_grads, batch_factor, batch_images
+from .callback import EpochMeans, average_grads, batch_factor, batch_images
 from .teacher import FeatureTap, Teacher, check_pairs, head_conv_pairs
 
 WIDTHS = (256, 512, 256, 128, 64)
@@ -70,7 +68,7 @@ def gan_labels(n: int, generator: torch.Generator, real_range=(0.7, 1.0), fake_r
     return (fake, real) if float(u[-1]) < flip_p else (real, fake)
 
 
-class GANDistiller(Callback):
+class GANDistiller(EpochMeans):
     """GAN-based distillation of ``teacher`` into the model being trained (module docstring).
 
     feature_pairs: [(teacher layer, student layer)] (default :func:`~yolocomp.distill.teacher.head_conv_pairs`);
@@ -85,6 +83,7 @@ class GANDistiller(Callback):
                  teacher_mode: str = "eval", seed: int = 0):
         if d_kernel_size not in (1, 3):
             raise InputError(None, f"d_kernel_size must be 1 or 3, got {d_kernel_size}")
+        super().__init__()
         self.teacher_model = teacher
         self.pairs = [(int(t), int(s)) for t, s in feature_pairs] if feature_pairs else None
         self.second_stage = second_stage
@@ -96,8 +95,6 @@ class GANDistiller(Callback):
         self.generator = torch.Generator().manual_seed(seed)
         self.discriminators: nn.ModuleList | None = None
         self.d_optimizer: torch.optim.Optimizer | None = None
-        self._sums: dict[str, float] = defaultdict(float)
-        self._n = 0
 
     def on_train_start(self, state: TrainState) -> None:
         student = state.raw_model
@@ -169,17 +166,6 @@ class GANDistiller(Callback):
             g["lr"] = self.d_lr0 * scale
         self.d_optimizer.step()
         self.d_optimizer.zero_grad(set_to_none=True)
-
-    def _log(self, logs: dict) -> None:
-        for k, v in logs.items():
-            self._sums[k] += v
-        self._n += 1
-
-    def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
-        for k, v in self._sums.items():
-            metrics[k] = v / max(self._n, 1)
-        self._sums.clear()
-        self._n = 0
 
     def on_train_end(self, state: TrainState) -> None:
         state.extra.pop("det_loss_gain", None)

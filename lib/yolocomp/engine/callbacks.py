@@ -60,6 +60,8 @@ class TrainState:
     rank: int = 0
     world_size: int = 1
     stop: bool = False
+    # scratch shared by the trainer and hooks: "imgs" = the batch (N, 3, H, W) as the model sees it (set by the
+    # trainer before the forward); "det_loss_gain" = a factor on the detection loss a hook may set (GAN KD stage 1)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..models.convs import conv_geometry, copy_conv_params
+
 BN_FOLD_MOMENTUM = 0.01
 
 
@@ -47,13 +49,8 @@ class QConv2d(nn.Conv2d):
     ``aq``: a module applied to the input ``(N, C_in, H, W)`` (None = float)."""
 
     def __init__(self, conv: nn.Conv2d, wq: nn.Module | None = None, aq: nn.Module | None = None):
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            self.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                self.bias.copy_(conv.bias)
+        super().__init__(**conv_geometry(conv))
+        copy_conv_params(self, conv)
         self.wq, self.aq = wq, aq
 
     def quantized_weight(self) -> torch.Tensor:
@@ -90,13 +87,8 @@ class FoldedQConv2d(nn.Conv2d):
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, wq: nn.Module | None = None,
                  bq: nn.Module | None = None, aq_in: nn.Module | None = None, aq_out: nn.Module | None = None,
                  momentum: float = BN_FOLD_MOMENTUM, mode: str = "spurs"):
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            self.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                self.bias.copy_(conv.bias)
+        super().__init__(**conv_geometry(conv))
+        copy_conv_params(self, conv)
         self.bn = bn
         self.wq, self.bq, self.aq_in, self.aq_out = wq, bq, aq_in, aq_out
         if mode not in self.MODES:
@@ -225,13 +217,7 @@ def strip_quantizers(model: nn.Module) -> nn.Module:
     for _, unit in list(conv_units(out)):
         c = unit.conv
         if isinstance(c, QConv2d):
-            plain = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
-                              c.groups, c.bias is not None, c.padding_mode)
-            with torch.no_grad():
-                plain.weight.copy_(c.weight)
-                if c.bias is not None:
-                    plain.bias.copy_(c.bias)
-            unit.conv = plain
+            unit.conv = copy_conv_params(nn.Conv2d(**conv_geometry(c)), c)
         if getattr(unit.act, "replaces", None) is not None:    # BNN's binary activation
             unit.act = unit.act.replaces
     if hasattr(out, "quant_spec"):

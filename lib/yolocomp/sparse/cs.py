@@ -40,6 +40,7 @@ from torch import nn
 
 from ..engine.callbacks import Callback, TrainState
 from ..errors import InputError
+from ..models.convs import conv_geometry, copy_conv_params
 from . import masks as M
 from .imp import Snapshot
 
@@ -64,13 +65,8 @@ class SoftMaskConv2d(nn.Conv2d):
     (plain attributes, set by :class:`CSCallback` on the model and its EMA copy); ``ticket``: hard mask mode."""
 
     def __init__(self, conv: nn.Conv2d, s0: float = -0.1):
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            self.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                self.bias.copy_(conv.bias)
+        super().__init__(**conv_geometry(conv))
+        copy_conv_params(self, conv)
         self.score = nn.Parameter(torch.full_like(conv.weight, float(s0)))
         self.s0, self.beta, self.ticket = float(s0), 1.0, False
 
@@ -262,8 +258,7 @@ def harden(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model)
     masks = {}
     for name, m in soft_convs(model).items():
-        conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                         m.bias is not None, m.padding_mode, device=m.weight.device, dtype=m.weight.dtype)
+        conv = nn.Conv2d(**conv_geometry(m))
         keep = m.score > 0
         ticket, m.ticket = m.ticket, True
         conv.weight.copy_((m.weight * m.mask()).masked_fill(~keep, 0.0))   # the very product the ticket forward uses
