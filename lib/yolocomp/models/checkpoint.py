@@ -23,15 +23,22 @@ def save_checkpoint(model: Darknet, path: str | Path, **metadata) -> None:
     atomic_torch_save(obj, path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Darknet, dict]:
-    """Rebuild the model from the stored cfg and load its state_dict.  Returns (model in eval mode, metadata)."""
-    path = Path(path)
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """The raw dict of a yolocomp checkpoint (``format``, ``cfg``, ``state_dict``, ``metadata``), loaded with
+    ``weights_only=True``; a clear error naming the file when it is unreadable or not ours."""
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
         raise WeightsError(str(path), f"cannot load checkpoint: {e}") from None
     if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
         raise WeightsError(str(path), f"not a yolocomp checkpoint (expected format {_FORMAT!r})")
+    return obj
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Darknet, dict]:
+    """Rebuild the model from the stored cfg and load its state_dict.  Returns (model in eval mode, metadata)."""
+    path = Path(path)
+    obj = read_checkpoint(path, map_location)
     try:
         model = Darknet(parse_cfg(obj["cfg"], f"{path}[cfg]"))
     except CfgError as e:

@@ -17,7 +17,6 @@ buffers are copied, never averaged) and our sparse file all carry it without ext
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..engine.callbacks import Callback, TrainState
 from ..errors import InputError, WeightsError
-from ..models.checkpoint import _FORMAT
+from ..models.checkpoint import read_checkpoint
 from ..models.darknet import Darknet
 from ..models.parse import parse_cfg
 
@@ -124,12 +123,7 @@ def load_masked(path: str | Path, map_location: str | torch.device = "cpu") -> t
     """A yolocomp checkpoint (``save_checkpoint`` or the trainer's ``last.pt``/``best.pt``) of a masked Darknet:
     the model rebuilt from its cfg with its masks attached, in eval mode, and the metadata."""
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise WeightsError(str(path), f"cannot load checkpoint: {e}") from None
-    if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
-        raise WeightsError(str(path), f"not a yolocomp checkpoint (expected format {_FORMAT!r})")
+    obj = read_checkpoint(path, map_location)
     model = Darknet(parse_cfg(obj["cfg"], f"{path}[cfg]"))
     state = obj["state_dict"]
     masks = masked_state(state)
