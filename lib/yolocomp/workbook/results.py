@@ -138,7 +138,8 @@ def _git() -> dict[str, object]:
         return r.stdout if r.returncode == 0 else None
 
     commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no")
+    # the tables a run rewrites are its output, not its provenance: only code, notebooks and profiles count as dirty
+    status = run("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     return {
         "commit": commit.strip() if commit else None,
         "dirty": None if status is None else bool(status.strip()),
