@@ -107,6 +107,17 @@ class Sparsity:
         phase = f" after {self.decay_at:g}" if self.schedule != "constant" else ""
         return f"s={self.s:g}, {self.epochs} epochs{lr}, set {self.mode}, {self.schedule}{phase}"
 
+    @classmethod
+    def from_params(cls, params, prefix: str = "") -> Sparsity:
+        """The sparsity run a pruning notebook's parameters describe: ``SPARSITY_EPOCHS``, ``SPARSITY_DECAY_AT``
+        and ``<prefix>SPARSITY_S`` / ``_MODE`` / ``_SCHEDULE`` / ``_LR0`` (0 = the recipe's lr0), so a notebook can
+        describe a second run (``prefix="LAYER_"``) beside the first."""
+        def get(name):
+            return getattr(params, f"{prefix}SPARSITY_{name}")
+
+        return cls(params.SPARSITY_EPOCHS, get("S"), get("MODE"), get("SCHEDULE"), get("LR0") or None,
+                   params.SPARSITY_DECAY_AT)
+
 
 @dataclass(frozen=True)
 class Source:

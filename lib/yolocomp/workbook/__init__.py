@@ -10,7 +10,7 @@ and ends with ``workbook.write_results(df, "03_pruning/slimming")``. Run them al
 """
 
 from yolocomp.workbook.cache import artefact, lookup
-from yolocomp.workbook.params import PROFILES, Params, declared, parameters, resolve
+from yolocomp.workbook.params import PROFILES, Params, declared, latency_options, parameters, resolve
 from yolocomp.workbook.results import VOCABULARY, list_results, read_results, results_root, write_results
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Params",
     "artefact",
     "declared",
+    "latency_options",
     "list_results",
     "lookup",
     "parameters",

@@ -281,3 +281,11 @@ def parameters(notebook_id: str, namespace: dict) -> Params:
     params = Params(notebook_id, profile, values)
     _RUN = RunContext(notebook_id, params, time.monotonic(), time.time())
     return params
+
+
+def latency_options(params) -> dict:
+    """The latency keywords (``threads``, ``warmup``, ``iters``, ``rounds`` of the library's latency measurements)
+    from a notebook's ``LATENCY_THREADS`` (0 = the torch default), ``LATENCY_WARMUP``, ``LATENCY_ITERS`` and
+    ``LATENCY_ROUNDS``."""
+    return {"threads": params.LATENCY_THREADS or None, "warmup": params.LATENCY_WARMUP,
+            "iters": params.LATENCY_ITERS, "rounds": params.LATENCY_ROUNDS}
